@@ -1,0 +1,127 @@
+"""Adapter checkpoints (SPEC §10): `adapter_config.json` + `adapter_model.safetensors` in a folder.
+
+Writes are atomic: everything is serialised in memory first (so a bad value fails before the disk
+is touched), each file is written to a temporary name in the same folder, flushed to disk, and
+renamed over the old one. The safetensors metadata repeats the config JSON, so that loading can
+tell a folder whose two files come from different saves.
+
+Loading validates against the config: every expected tensor is present, none is extra, each has the
+expected shape and the config's dtype. Every failure names the tensor and what was expected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import numpy as onp
+from safetensors import SafetensorError
+from safetensors.numpy import load as st_load
+from safetensors.numpy import save as st_save
+
+from .config import ConfigError, LoraConfig, QLoRAConfig, config_from_dict
+from .params import expected_shapes
+
+CONFIG_FILE = "adapter_config.json"
+WEIGHTS_FILE = "adapter_model.safetensors"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable, or does not match its config."""
+
+
+def atomic_write_bytes(path, data: bytes):
+    """Write `data` to `path` atomically: temporary file in the same folder, fsync, rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                               dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _check_params(config, params):
+    """Check names, shapes, dtypes and finiteness of `params` against `config`."""
+    if not isinstance(params, dict):
+        raise CheckpointError(f"params: expected a dict of arrays, got {type(params).__name__}")
+    expected = expected_shapes(config)
+    missing = sorted(set(expected) - set(params))
+    extra = sorted(set(params) - set(expected))
+    if missing:
+        raise CheckpointError(f"checkpoint: missing tensor(s) {missing} expected by the config")
+    if extra:
+        raise CheckpointError(f"checkpoint: unexpected tensor(s) {extra} not in the config")
+    for name, shape in expected.items():
+        value = params[name]
+        if tuple(value.shape) != tuple(shape):
+            raise CheckpointError(f"tensor '{name}': expected shape {tuple(shape)}, "
+                                  f"got {tuple(value.shape)}")
+        if str(value.dtype) != config.dtype:
+            raise CheckpointError(f"tensor '{name}': expected dtype {config.dtype}, "
+                                  f"got {value.dtype}")
+
+
+def save_adapter(directory, config, params):
+    """Save `params` (canonical names, SPEC §2) and the bound `config` to `directory`.
+
+    Arrays are cast to `config.dtype`. Non-finite values are refused; the previous checkpoint in
+    `directory`, if any, is left intact by any failure before the final renames.
+    """
+    if not isinstance(config, (QLoRAConfig, LoraConfig)) or not config.is_bound:
+        raise ConfigError("config: expected a bound QLoRAConfig or LoraConfig "
+                          "(call config.bind(layer_names, layer_shapes) first)")
+    arrays = {}
+    for name, value in params.items():
+        value = onp.ascontiguousarray(onp.asarray(value, dtype=config.dtype))
+        if not onp.all(onp.isfinite(value)):
+            raise CheckpointError(f"tensor '{name}': contains NaN or inf; refusing to save")
+        arrays[name] = value
+    _check_params(config, arrays)
+    config_json = config.to_json()
+    weights = st_save(arrays, metadata={"config": config_json})
+    os.makedirs(directory, exist_ok=True)
+    atomic_write_bytes(os.path.join(directory, WEIGHTS_FILE), weights)
+    atomic_write_bytes(os.path.join(directory, CONFIG_FILE), (config_json + "\n").encode())
+
+
+def load_adapter(directory):
+    """Load `(config, params)` from `directory`, validating every tensor against the config."""
+    config_path = os.path.join(directory, CONFIG_FILE)
+    weights_path = os.path.join(directory, WEIGHTS_FILE)
+    for path in (config_path, weights_path):
+        if not os.path.isfile(path):
+            raise CheckpointError(f"checkpoint: file '{os.path.basename(path)}' not found in "
+                                  f"'{directory}'")
+    with open(config_path, encoding="utf-8") as f:
+        try:
+            config_dict = json.load(f)
+        except json.JSONDecodeError as err:
+            raise CheckpointError(f"checkpoint: '{CONFIG_FILE}' is not valid JSON ({err})") from None
+    config = config_from_dict(config_dict)
+    with open(weights_path, "rb") as f:
+        data = f.read()
+    try:
+        params = st_load(data)
+    except (SafetensorError, Exception) as err:  # truncated or corrupt file
+        raise CheckpointError(f"checkpoint: '{WEIGHTS_FILE}' is unreadable (truncated or "
+                              f"corrupt): {err}") from None
+    metadata = _safetensors_metadata(data)
+    if metadata.get("config") is not None and json.loads(metadata["config"]) != config_dict:
+        raise CheckpointError(f"checkpoint: '{CONFIG_FILE}' and '{WEIGHTS_FILE}' come from "
+                              "different saves (the config stored with the weights differs)")
+    _check_params(config, params)
+    return config, params
+
+
+def _safetensors_metadata(data: bytes):
+    """The `__metadata__` dict of a safetensors byte string (its JSON header)."""
+    n = int.from_bytes(data[:8], "little")
+    return json.loads(data[8:8 + n]).get("__metadata__", {}) or {}
