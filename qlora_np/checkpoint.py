@@ -18,7 +18,6 @@ import tempfile
 import numpy as onp
 from safetensors import SafetensorError
 from safetensors.numpy import load as st_load
-from safetensors.numpy import save as st_save
 
 from .config import ConfigError, LoraConfig, QLoRAConfig, config_from_dict
 from .params import expected_shapes
@@ -37,6 +36,7 @@ def atomic_write_bytes(path, data: bytes):
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
                                dir=directory)
     try:
+        os.chmod(tmp, 0o644)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -46,6 +46,34 @@ def atomic_write_bytes(path, data: bytes):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def serialize_safetensors(tensors, metadata=None) -> bytes:
+    """Safetensors bytes with a deterministic header: tensors in sorted name order, sorted keys.
+
+    The safetensors library's own writer orders the metadata entries arbitrarily, so two saves of
+    the same tensors can differ byte for byte; this writer makes equal inputs give equal files.
+    Format: 8-byte little-endian header length, JSON header padded with spaces to a multiple of 8,
+    then the raw little-endian tensor bytes in header order.
+    """
+    header = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    chunks, offset = [], 0
+    for name in sorted(tensors):
+        arr = onp.ascontiguousarray(tensors[name])
+        dtype = {"float64": "F64", "float32": "F32", "int64": "I64", "bool": "BOOL"}.get(
+            str(arr.dtype))
+        if dtype is None:
+            raise CheckpointError(f"tensor '{name}': dtype {arr.dtype} cannot be saved")
+        data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(arr.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        chunks.append(data)
+        offset += len(data)
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + b"".join(chunks)
 
 
 def _check_params(config, params):
@@ -86,7 +114,7 @@ def save_adapter(directory, config, params):
         arrays[name] = value
     _check_params(config, arrays)
     config_json = config.to_json()
-    weights = st_save(arrays, metadata={"config": config_json})
+    weights = serialize_safetensors(arrays, {"config": config_json})
     os.makedirs(directory, exist_ok=True)
     atomic_write_bytes(os.path.join(directory, WEIGHTS_FILE), weights)
     atomic_write_bytes(os.path.join(directory, CONFIG_FILE), (config_json + "\n").encode())

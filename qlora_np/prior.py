@@ -5,13 +5,13 @@ same vector on every machine and in every port. Its exact definition (ports must
 
 1. Normalise: Unicode NFKC, then `str.lower()`, then every run of whitespace becomes one space,
    leading and trailing whitespace is removed, and one space is added at each end:
-   `"  Shift  LEFT "` -> `" shift left "`.
+   `"  Shift  LEFT "` -> `" shift left "`. A text that is empty after stripping stays `""`.
 2. Character n-grams for n = 2, 3, 4, 5 (`NGRAM_SIZES`): every substring of n code points of the
    normalised text, in order; a text shorter than n gives none of that size.
 3. Hash each n-gram's UTF-8 bytes with 32-bit FNV-1a: `h = 2166136261`; for each byte `c`:
    `h = ((h XOR c) * 16777619) mod 2**32`.
 4. Feature `h mod d_e` gets `+1` if bit 31 of `h` is 0, else `-1` (signed feature hashing).
-5. L2-normalise the vector; an all-zero vector (empty text) stays zero.
+5. L2-normalise the vector; an all-zero vector (e.g. from an empty text) stays zero.
 
 The result has dtype float64. The prior itself is `log pi = log_softmax(e W_pi^T + b_pi)`, added to
 the routing logits as `lambda * log pi` (SPEC §3.6).
@@ -31,8 +31,8 @@ FNV_PRIME = 16777619
 
 def normalize_instruction(text):
     """Step 1 of the embedder: NFKC, lower-case, collapse whitespace, pad with one space."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    return " " + re.sub(r"\s+", " ", text).strip() + " "
+    text = re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text).lower()).strip()
+    return " " + text + " " if text else ""
 
 
 def fnv1a_32(data: bytes) -> int:
