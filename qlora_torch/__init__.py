@@ -8,3 +8,4 @@ are the NumPy side's, so a checkpoint written by either side loads in the other.
 from .adapter import InputError, QLoRALinear, QueryableAdapter, RoutingPass  # noqa: F401
 from .config import ConfigError, LoraConfig, QLoRAConfig, config_from_dict  # noqa: F401
 from .mlp import AdaptedMLP  # noqa: F401
+from .inject import QLoRAModel, canonical_name, find_targets, inject_qlora, state_dict_name  # noqa: F401,E501
