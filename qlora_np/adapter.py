@@ -21,7 +21,7 @@ from .lora import LoraPass, init_lora_factors
 from .params import lora_names
 from .prior import init_prior, log_prior
 from .query import attention_logits, init_router, make_query, rms_norm
-from .routing import route, routing_entropy
+from .routing import chosen_atoms, route, routing_entropy
 from .summary import init_summary, running_summary
 
 
@@ -72,8 +72,10 @@ class QueryablePass:
         return c.scale * (v @ p[b_name].T)                                # §3.9, (n, d_out)
 
     def routing_log(self):
-        """Per block: weights (n, N), chosen-atom mask (n, N) and routing entropy (n,), as values."""
+        """Per block, as plain values: `weights` (n, N), `mask` (n, N) of the chosen atoms,
+        `chosen` (n, k) their indices (ascending) and the routing `entropy` (n,)."""
         return [{"weights": np.asarray(getval(r["weights"])), "mask": r["mask"],
+                 "chosen": chosen_atoms(r["mask"]),
                  "entropy": np.asarray(getval(routing_entropy(r)))} for r in self.routing]
 
 

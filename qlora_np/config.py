@@ -71,6 +71,8 @@ class _Bound:
         return len(self.layer_names)
 
     def _check_layers(self):
+        if not isinstance(self.extra, dict):
+            _bad("extra", "a dict", self.extra)
         if len(self.layer_names) != len(self.layer_shapes):
             _bad("layer_shapes", f"one (d_out, d_in) per layer name ({len(self.layer_names)})",
                  list(self.layer_shapes))

@@ -92,7 +92,7 @@ def forward(config, base, params, x, instruction=None, *, skip_prior=False, retu
     """The adapted MLP's output `y` (n, d_out), checked at the boundary.
 
     With `return_routing=True` also returns, per block, a dict with `weights` (n, N), `mask`
-    (n, N, the chosen atoms) and `entropy` (n,) (an empty list for LoRA).
+    (n, N) and `chosen` (n, k) of the chosen atoms, and `entropy` (n,) (an empty list for LoRA).
     """
     x, e = prepare_inputs(config, base, x, instruction, skip_prior)
     y, adapter = adapted_forward(config, base, params, x, e)

@@ -30,6 +30,10 @@ def test_2_routing_rows_on_simplex_with_at_most_k_nonzeros(k):
         np.testing.assert_allclose(w.sum(axis=1), 1.0, rtol=0, atol=1e-12)
         assert np.all((w > 0).sum(axis=1) <= k)
         assert np.array_equal(r["mask"].sum(axis=1), np.full(len(x), k))
+        assert r["chosen"].shape == (len(x), k)
+        assert np.all(np.take_along_axis(w, r["chosen"], axis=1) > 0)
+        safe = np.where(w > 0, w, 1.0)
+        np.testing.assert_allclose(r["entropy"], -np.sum(w * np.log(safe), axis=1), atol=1e-14)
 
 
 def test_3_routed_operator_is_in_the_hull_and_update_rank_at_most_r():
