@@ -100,8 +100,10 @@ def _check_params(config, params):
 def save_adapter(directory, config, params):
     """Save `params` (canonical names, SPEC §2) and the bound `config` to `directory`.
 
-    Arrays are cast to `config.dtype`. Non-finite values are refused; the previous checkpoint in
-    `directory`, if any, is left intact by any failure before the final renames.
+    Arrays are cast to `config.dtype`. Non-finite values are refused. The previous checkpoint in
+    `directory`, if any, survives any error: everything is checked and serialised before the disk
+    is touched, each file is replaced atomically, and a failure between the two replacements puts
+    the old weights back.
     """
     if not isinstance(config, (QLoRAConfig, LoraConfig)) or not config.is_bound:
         raise ConfigError("config: expected a bound QLoRAConfig or LoraConfig "
@@ -116,8 +118,20 @@ def save_adapter(directory, config, params):
     config_json = config.to_json()
     weights = serialize_safetensors(arrays, {"config": config_json})
     os.makedirs(directory, exist_ok=True)
-    atomic_write_bytes(os.path.join(directory, WEIGHTS_FILE), weights)
-    atomic_write_bytes(os.path.join(directory, CONFIG_FILE), (config_json + "\n").encode())
+    weights_path = os.path.join(directory, WEIGHTS_FILE)
+    previous = None
+    if os.path.isfile(weights_path):
+        with open(weights_path, "rb") as f:
+            previous = f.read()
+    atomic_write_bytes(weights_path, weights)
+    try:
+        atomic_write_bytes(os.path.join(directory, CONFIG_FILE), (config_json + "\n").encode())
+    except BaseException:
+        # Put the old weights back so the folder stays one consistent save. (If the process dies
+        # right here instead, loading reports the mismatch; it never loads a mixed pair.)
+        if previous is not None:
+            atomic_write_bytes(weights_path, previous)
+        raise
 
 
 def load_adapter(directory):

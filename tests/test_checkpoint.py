@@ -103,3 +103,21 @@ def test_float32_checkpoint(tmp_path):
     save_adapter(tmp_path, config32, params)
     _, loaded = load_adapter(tmp_path)
     assert all(v.dtype == np.float32 for v in loaded.values())
+
+
+def test_failure_between_the_two_renames_restores_the_old_weights(saved, monkeypatch):
+    import qlora_np.checkpoint as ck
+    path, config, params = saved
+    before = {f: (path / f).read_bytes() for f in (CONFIG_FILE, WEIGHTS_FILE)}
+    real = ck.atomic_write_bytes
+
+    def failing(target, data):
+        if str(target).endswith(CONFIG_FILE):
+            raise OSError("disk full")
+        return real(target, data)
+    monkeypatch.setattr(ck, "atomic_write_bytes", failing)
+    changed = dict(params, **{"bank.keys": params["bank.keys"] + 1.0})
+    with pytest.raises(OSError, match="disk full"):
+        ck.save_adapter(path, config, changed)
+    monkeypatch.undo()
+    assert {f: (path / f).read_bytes() for f in before} == before
