@@ -7,7 +7,7 @@ Definitions (also in docs/experiments.md):
 - Paired win rate of method A against a reference R: over the seeds both ran,
   the share of seeds where A's final test MSE is lower; an exact tie counts one half.
 - Mean |Δ log loss| over the last 25% of steps: with L_0..L_{T-1} the training loss at every step
-  and t0 = max(1, ceil(0.75 T)),  mean_{t0 <= t < T} |log L_t - log L_{t-1}|.
+  and t0 = min(T - 1, max(1, ceil(0.75 T))),  mean_{t0 <= t < T} |log L_t - log L_{t-1}|.
   It is 0 for a flat curve and grows with step-to-step oscillation.
 - Loss spikes: step t >= 1 is a *spike step* when L_t > 2 x median(L_{t-w}, ..., L_{t-1}) with
   w = 10 (fewer at the start), i.e. the loss at least doubles against its recent level; a non-finite
@@ -61,7 +61,7 @@ def mean_abs_dlog(curve, last_fraction=0.25):
         raise ValueError(f"last_fraction: expected a number in (0, 1], got {last_fraction!r}")
     if c.size < 2:
         return 0.0
-    t0 = max(1, math.ceil((1.0 - last_fraction) * c.size))
+    t0 = min(c.size - 1, max(1, math.ceil((1.0 - last_fraction) * c.size)))
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.log(np.maximum(c, 1e-300))
         d = np.abs(np.diff(logs)[t0 - 1:])

@@ -1,0 +1,140 @@
+"""Runner, resume after interruption, determinism, tables, figures and the CLI, at tiny sizes."""
+
+import json
+import os
+import textwrap
+
+import pytest
+
+from qlora_np.experiments import runner as R
+from qlora_np.experiments.report import suite_tables
+from qlora_np.experiments.store import ResultStore
+
+
+def test_suite_runs_every_method_and_records_what_the_issue_asks(tmp_path, tiny_suite):
+    store, plan, done = R.run_suite(tiny_suite, str(tmp_path), progress=False)
+    assert done == len(plan) == 6
+    recs = R.suite_records(store, tiny_suite)
+    for r in recs:
+        for key in ("task", "method", "seed", "trainable_params", "final_test_mse",
+                    "train_curve", "test_curve", "mean_abs_dlog_last25", "n_spikes",
+                    "wall_time_s", "config_hash"):
+            assert key in r, key
+        assert len(r["train_curve"]) == tiny_suite.steps
+    params = {r["method"]: r["trainable_params"] for r in recs}
+    assert params["lora_matched"] >= params["qlora"] > params["lora"]   # SPEC §7
+    q = next(r for r in recs if r["method"] == "qlora")
+    assert len(q["atom_usage"]) == 3 and sum(q["atom_usage"][0]) == pytest.approx(1.0)
+
+
+def test_interrupted_suite_resumes_and_gives_the_same_numbers(tmp_path, tiny_suite, monkeypatch):
+    full = str(tmp_path / "full")
+    R.run_suite(tiny_suite, full, progress=False)
+    reference = json.load(open(os.path.join(full, "results.json")))["runs"]
+
+    # Interrupt (Ctrl-C) during the third run: two records must survive.
+    calls = {"n": 0}
+    real = R.run_single
+
+    def flaky(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+    monkeypatch.setattr(R, "run_single", flaky)
+    part = str(tmp_path / "part")
+    with pytest.raises(KeyboardInterrupt):
+        R.run_suite(tiny_suite, part, progress=False)
+    assert len(ResultStore(part)) == 2
+    monkeypatch.setattr(R, "run_single", real)
+    store, plan, done = R.run_suite(tiny_suite, part, progress=False)
+    assert done == 4 and len(store) == 6
+    # Same seed, same numbers, bit for bit; a third call does nothing; same table.
+    by_key = {(r["task"], r["method"], r["seed"]): r for r in store.records}
+    for r in reference:
+        other = by_key[(r["task"], r["method"], r["seed"])]
+        assert other["final_test_mse"] == r["final_test_mse"]
+        assert other["train_curve"] == r["train_curve"]
+    table = suite_tables(R.suite_records(store, tiny_suite), tiny_suite)
+    store, _, done = R.run_suite(tiny_suite, part, progress=False)
+    assert done == 0
+    assert suite_tables(R.suite_records(store, tiny_suite), tiny_suite) == table
+
+
+def test_changing_a_setting_makes_new_runs(tmp_path, tiny_suite):
+    R.run_suite(tiny_suite, str(tmp_path), progress=False)
+    _, _, done = R.run_suite(R.replace(tiny_suite, steps=7), str(tmp_path), progress=False)
+    assert done == 6
+
+
+def test_two_workers_give_the_same_numbers_as_one(tmp_path, tiny_suite):
+    a, _, _ = R.run_suite(tiny_suite, str(tmp_path / "a"), jobs=1, progress=False)
+    b, _, _ = R.run_suite(tiny_suite, str(tmp_path / "b"), jobs=2, progress=False)
+    fa = {(r["method"], r["seed"]): r["final_test_mse"] for r in a.records}
+    fb = {(r["method"], r["seed"]): r["final_test_mse"] for r in b.records}
+    assert fa == fb
+
+
+def test_figures_are_written(tmp_path, tiny_suite):
+    from qlora_np.experiments.figures import write_figures
+    store, _, _ = R.run_suite(tiny_suite, str(tmp_path), progress=False)
+    files = write_figures(R.suite_records(store, tiny_suite), tiny_suite, str(tmp_path / "fig"))
+    names = sorted(os.path.basename(f) for f in files)
+    assert names == ["atoms_tiny.png", "curves_tiny.png", "entropy_tiny.png", "fit_tiny.png"]
+    assert all(os.path.getsize(f) > 1000 for f in files)
+
+
+TASK_FILE = '''
+import numpy as np
+
+def make_task(seed):
+    rng = np.random.default_rng(seed)
+    x_pre, x_tr, x_te = (rng.uniform(-1, 1, (n, 1)) for n in (50, 30, 20))
+    tgt = lambda x: np.sin(3 * x) + 0.3 * (x > 0)
+    return {"x_pretrain": x_pre, "y_pretrain": np.sin(3 * x_pre),
+            "x_train": x_tr, "y_train": tgt(x_tr), "x_test": x_te, "y_test": tgt(x_te)}
+'''
+
+
+def test_cli_runs_a_user_task_and_resumes(tmp_path, capsys, monkeypatch):
+    from qlora_np.experiments import cli, presets
+    # Shrink the base network and pretraining so that the test stays fast.
+    real = presets.default_suite
+    monkeypatch.setitem(presets.PRESETS, "default",
+                        lambda: R.replace(real(), hidden=(5, 5), pretrain_steps=10))
+    path = tmp_path / "mytask.py"
+    path.write_text(textwrap.dedent(TASK_FILE))
+    out = str(tmp_path / "out")
+    argv = ["--task", f"{path}:make_task", "--seeds", "1", "--steps", "3", "--out", out,
+            "--no-figures", "--jobs", "1"]
+    assert cli.main(argv) == 0
+    text = capsys.readouterr()
+    assert "| qlora |" in text.out and "| lora_matched |" in text.out
+    md = open(os.path.join(out, "results.md")).read()
+    assert "--task" in md and "mytask.make_task" in md
+    assert cli.main(argv) == 0
+    assert "0 to run" in capsys.readouterr().err
+    assert open(os.path.join(out, "results.md")).read() == md
+
+
+def test_cli_reports_task_errors_cleanly(tmp_path, capsys):
+    from qlora_np.experiments import cli
+    assert cli.main(["--task", str(tmp_path / "missing.py") + ":f", "--out",
+                     str(tmp_path)]) == 2
+    assert "not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["--seeds", "0"])
+    assert "--seeds: expected a positive integer" in capsys.readouterr().err
+
+
+def test_presets_meet_the_protocol():
+    from qlora_np.experiments.presets import default_suite, paper_suite
+    d, p = default_suite(), paper_suite()
+    assert len(d.seeds) >= 5 and len(p.seeds) == 10
+    kinds = {t.kind for t in d.tasks}
+    assert kinds == {"single", "instruction", "continual"}
+    methods = {m for t in p.tasks for m in t.methods}
+    assert {"lora", "lora_matched", "qlora", "qlora_nosummary", "qlora_n1", "qlora_prior",
+            "qlora_prior_shuffled", "qlora_prior_random", "lora_per_task"} <= methods
+    assert {"qlora_dense", "qlora_top2"} & methods
+    assert len({t.label for t in p.tasks}) == len(p.tasks)
