@@ -7,6 +7,7 @@
   atoms_by_task_instruct.png   instruction setting: usage per task (rows) and atom, per block
   entropy_<task>.png   routing entropy (mean over blocks and test rows) over training
   forgetting_<task>.png continual setting: each region's test MSE over the stages, per method
+  atoms_by_stage_<task>.png  continual setting: atom usage per test region after each stage
 """
 
 from __future__ import annotations
@@ -179,9 +180,30 @@ def forgetting(records, task, methods, path):
     return True
 
 
+def atoms_by_stage(records, task, method, path):
+    """Continual setting: after each stage, atom usage (mean over blocks) on each region."""
+    plt = _plt()
+    rec = next((r for r in records if r["task"] == task and r["method"] == method
+                and r.get("atom_usage_by_stage") and r["atom_usage_by_stage"][0][0]), None)
+    if rec is None or len(rec["atom_usage_by_stage"][0][0][0]) < 2:
+        return False
+    u = np.asarray(rec["atom_usage_by_stage"]).mean(axis=2)     # (stages, regions, N)
+    fig, axes = plt.subplots(1, u.shape[0], figsize=(3.2 * u.shape[0], 2.6), squeeze=False)
+    for s, ax in enumerate(axes[0]):
+        ax.imshow(u[s], aspect="auto", cmap="viridis", vmin=0, vmax=max(1e-9, u.max()))
+        ax.set(title=f"after stage {s + 1}", xlabel="atom", ylabel="test region")
+        ax.set_yticks(range(u.shape[1]))
+    fig.suptitle(f"{task}, {method} (seed {rec['seed']}): atom usage per region "
+                 "(mean over blocks)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
 def write_figures(records, suite, out_dir):
     """Every figure that the records allow; returns the list of files written."""
-    from .tasks import INSTRUCT_TASKS
+    from .tasks import HELD_OUT_TASKS, INSTRUCT_TASKS
     os.makedirs(out_dir, exist_ok=True)
     written = []
     for t in suite.tasks:
@@ -207,6 +229,7 @@ def write_figures(records, suite, out_dir):
             written.append(p)
         if t.kind == "instruction":
             labels = {i: f"{'+' if g > 0 else '-'}{k} {side}"
+                      + (" (held out)" if (side, k, g) in HELD_OUT_TASKS else "")
                       for i, (side, k, g) in enumerate(INSTRUCT_TASKS)}
             p = os.path.join(out_dir, f"atoms_by_task_{s}.png")
             if atoms_by_task(recs, t.label, "qlora_prior", labels, p):
@@ -214,5 +237,8 @@ def write_figures(records, suite, out_dir):
         if t.kind == "continual":
             p = os.path.join(out_dir, f"forgetting_{s}.png")
             if forgetting(recs, t.label, t.methods, p):
+                written.append(p)
+            p = os.path.join(out_dir, f"atoms_by_stage_{s}.png")
+            if atoms_by_stage(recs, t.label, "qlora", p):
                 written.append(p)
     return written

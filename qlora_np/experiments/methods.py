@@ -17,6 +17,7 @@ A `Method` is a name plus how to build its adapter config from the suite's Query
                       identity of each instruction but none of its meaning
   lora_per_task       instruction setting: one LoRA per training task (an oracle that is told the
                       task; many more parameters; undefined on held-out tasks)
+  *_wd                the same method with AdamW weight decay 0.1 on all its parameters
 
 Regularisation (`weight_decay`) applies to every method alike, so comparisons stay fair.
 """
@@ -39,10 +40,14 @@ class Method:
     matched: bool = False             # LoRA rank matched to the qlora config's parameter count
     instructions: str | None = None   # None | "true" | "shuffled" | "random"
     per_task: bool = False            # one adapter per training task (oracle)
+    weight_decay: float | None = None  # AdamW decay for this method; None: the suite's
 
     def spec(self):
-        """JSON-able description (part of the run's config hash)."""
-        return dataclasses.asdict(self)
+        """JSON-able description (part of the run's config hash; unset options left out)."""
+        d = dataclasses.asdict(self)
+        if d["weight_decay"] is None:
+            del d["weight_decay"]
+        return d
 
 
 METHODS = {m.name: m for m in (
@@ -57,6 +62,10 @@ METHODS = {m.name: m for m in (
     Method("qlora_prior_shuffled", "qlora", instructions="shuffled"),
     Method("qlora_prior_random", "qlora", instructions="random"),
     Method("lora_per_task", "lora", per_task=True),
+    # Regularised variants for the small-data regime: the same decay for LoRA and Queryable LoRA.
+    Method("lora_wd", "lora", weight_decay=0.1),
+    Method("lora_matched_wd", "lora", matched=True, weight_decay=0.1),
+    Method("qlora_wd", "qlora", weight_decay=0.1),
 )}
 
 

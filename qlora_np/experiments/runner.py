@@ -101,6 +101,10 @@ def _predict(config, base, params, x, e=None):
     return np.asarray(y), adapter.routing_log()
 
 
+def _wd(suite, method):
+    return suite.weight_decay if method.weight_decay is None else method.weight_decay
+
+
 def _eval_every(steps, points):
     return max(1, steps // max(1, points))
 
@@ -124,7 +128,7 @@ def run_single(suite, task, data, base, method, seed):
     d_e = suite.d_instruction if has_instr else 0
     config = build_config(m, suite.qlora, layer_sizes, d_e)
     if m.per_task:
-        return _run_per_task(suite, config, data, base, seed)
+        return _run_per_task(suite, config, data, base, seed, _wd(suite, m))
     rng = np.random.default_rng([seed, 1])      # adapter init and minibatches: same for all methods
     params = init_adapter(config, rng)
     splits = [k[2:] for k in data if k.startswith("x_test")]   # test, test_paraphrase, ...
@@ -148,7 +152,7 @@ def run_single(suite, task, data, base, method, seed):
     start = time.perf_counter()
     params, hist = fit(config, base, params, data["x_train"], data["y_train"], steps=steps,
                        lr=suite.lr, batch_size=suite.batch_size, rng=rng, instruction=e_train,
-                       weight_decay=suite.weight_decay,
+                       weight_decay=_wd(suite, m),
                        eval_every=_eval_every(steps, suite.eval_points), callback=callback)
     wall = time.perf_counter() - start
     out = {"config": config.to_dict(), "trainable_params": count_params(params),
@@ -175,7 +179,7 @@ def run_single(suite, task, data, base, method, seed):
     return out
 
 
-def _run_per_task(suite, config, data, base, seed):
+def _run_per_task(suite, config, data, base, seed, weight_decay):
     """Oracle: one LoRA per training task, each trained on that task's rows only."""
     ids_tr = data["task_ids_train"]
     tasks = np.unique(ids_tr)
@@ -196,7 +200,7 @@ def _run_per_task(suite, config, data, base, seed):
         start = time.perf_counter()
         params, hist = fit(config, base, params, data["x_train"][rows], data["y_train"][rows],
                            steps=suite.steps, lr=suite.lr, batch_size=suite.batch_size, rng=rng,
-                           weight_decay=suite.weight_decay,
+                           weight_decay=weight_decay,
                            eval_every=_eval_every(suite.steps, suite.eval_points),
                            callback=callback)
         wall += time.perf_counter() - start
@@ -242,7 +246,7 @@ def run_continual(suite, task, data, base, method, seed):
         start = time.perf_counter()
         params, hist = fit(config, base, params, stage["x_train"], stage["y_train"],
                            steps=steps, lr=suite.lr, batch_size=suite.batch_size, rng=rng,
-                           weight_decay=suite.weight_decay, eval_every=every, callback=callback)
+                           weight_decay=_wd(suite, m), eval_every=every, callback=callback)
         wall += time.perf_counter() - start
         losses.extend(hist["train_loss"])
         row, usage = [], []

@@ -33,6 +33,7 @@ VARIANTS = {
     "N4": ({"n_atoms": 4}, {}),
     "N16": ({"n_atoms": 16}, {}),
     "wd1e-2": ({}, {"weight_decay": 1e-2}),
+    "wd1e-1": ({}, {"weight_decay": 1e-1}),
 }
 
 

@@ -105,3 +105,15 @@ def test_a_failing_task_function_is_reported_with_its_seed(tmp_path):
     fn, _ = load_task(write(tmp_path, "def f(seed):\n    raise KeyError('oops')\n") + ":f")
     with pytest.raises(TaskError, match="seed=3 raised KeyError"):
         call_task(fn, 3)
+
+
+def test_the_example_in_the_docs_is_a_valid_task(tmp_path):
+    import os
+    import re
+    doc = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "experiments.md")
+    code = re.search(r"```python\n(.*?)```", open(doc, encoding="utf-8").read(), re.S).group(1)
+    path = tmp_path / "my_task.py"
+    path.write_text(code)
+    fn, _ = load_task(f"{path}:make_task")
+    data = call_task(fn, 0)
+    assert data["x_train"].shape == (500, 2) and data["y_test"].shape == (500, 1)

@@ -138,3 +138,49 @@ def test_presets_meet_the_protocol():
             "qlora_prior_shuffled", "qlora_prior_random", "lora_per_task"} <= methods
     assert {"qlora_dense", "qlora_top2"} & methods
     assert len({t.label for t in p.tasks}) == len(p.tasks)
+
+
+def test_instruction_and_continual_settings_run_at_tiny_sizes(tmp_path):
+    from qlora_np.experiments.presets import CONTINUAL, INSTRUCTION_FULL, QLORA, builtin_task
+    tasks = (builtin_task("instruct", INSTRUCTION_FULL, label="instruct", n_per_task=4,
+                          n_test_per_task=3, n_pretrain=30),
+             builtin_task("continual", CONTINUAL, label="continual", n_train_per_stage=8,
+                          n_test_per_stage=5, n_pretrain=30))
+    suite = R.Suite(tasks=tasks, seeds=(0,), steps=4, stage_steps=3, hidden=(5, 5),
+                    qlora=dict(QLORA, n_atoms=3, d_key=4), d_instruction=8, pretrain_steps=5,
+                    eval_points=2)
+    store, plan, done = R.run_suite(suite, str(tmp_path), progress=False)
+    by = {(r["task"], r["method"]): r for r in store.records}
+    assert done == len(plan) == len(INSTRUCTION_FULL) + len(CONTINUAL)
+    oracle = by[("instruct", "lora_per_task")]
+    assert oracle["n_adapters"] == 9 and oracle["split_mse"]["test_heldout"] is None
+    assert oracle["trainable_params"] == 9 * by[("instruct", "lora")]["trainable_params"]
+    prior = by[("instruct", "qlora_prior")]
+    assert set(prior["split_mse"]) == {"test", "test_paraphrase", "test_heldout"}
+    assert len(prior["atom_usage_by_task"]) == 12     # 9 training tasks + 3 held out
+    assert (by[("instruct", "lora_matched")]["trainable_params"]
+            >= prior["trainable_params"])           # matched to the prior-carrying adapter
+    c = by[("continual", "qlora")]
+    assert len(c["stage_mse"]) == 3 and len(c["forgetting"]) == 2 and c["n_steps"] == 9
+    assert c["forgetting"][0] == c["stage_mse"][2][0] - c["stage_mse"][0][0]
+    from qlora_np.experiments.figures import write_figures
+    names = {os.path.basename(f) for f in write_figures(R.suite_records(store, suite), suite,
+                                                         str(tmp_path / "fig"))}
+    assert {"forgetting_continual.png", "atoms_by_stage_continual.png",
+            "atoms_by_task_instruct.png", "entropy_instruct.png"} <= names
+
+
+def test_instruction_modes():
+    import numpy as np
+    from qlora_np.experiments.methods import instruction_texts
+    splits = {"train": ["a b", "c d", "a b"], "test": ["a b", "e f"]}
+    rng = np.random.default_rng(0)
+    assert instruction_texts("true", splits, rng) == splits
+    shuf = instruction_texts("shuffled", splits, rng)
+    assert sorted(shuf["train"]) == sorted(splits["train"])
+    rnd = instruction_texts("random", splits, rng)
+    assert rnd["train"][0] == rnd["train"][2] == rnd["test"][0] != "a b"   # same text, same code
+    assert len(rnd["test"][1]) == 3
+    import pytest as _p
+    with _p.raises(ValueError, match="instructions: expected"):
+        instruction_texts("noisy", splits, rng)
