@@ -28,7 +28,7 @@ from .methods import build_config, get_method, instruction_texts
 from .pretrain import base_forward, cached_base
 from .store import ResultStore, config_hash, run_key
 
-CODE_VERSION = 1        # bump when a change alters the numbers, so old records are not reused
+CODE_VERSION = 2        # bump when a change alters the numbers, so old records are not reused
 CURVE_POINTS = 200      # stored training curves are subsampled to at most this many points
 
 

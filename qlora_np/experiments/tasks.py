@@ -7,7 +7,11 @@ Every task is a function of an explicit integer seed returning a dict of NumPy a
     x_test     (m, d),   y_test     (m, 1)     clean (noise-free) target values on held-out inputs
 
 Source and target differ in an input-dependent way: the change (frequency, phase, slope, offset)
-is switched on by a smooth region indicator `r(x) = sigmoid(8 x)`, so it differs between regions.
+is switched on by a smooth region indicator `r(u) = sigmoid(8 (u - c))`, so it differs between
+regions. The region boundaries `c` are deliberately *not* at the origin: Queryable LoRA's first
+block routes on the RMS-normalised state `z / rms(z)` with `z = A x`, which depends only on the
+direction of `x` (for 1-D inputs: only on the sign of x). Regions that are cones through the origin
+would hand it the answer for free.
 The functions themselves are fixed constants; the seed draws the inputs, the noise and (through the
 runner) the initialisations, so seeds are repeated experiments on the same problem. All randomness
 comes from `np.random.default_rng(seed)`.
@@ -36,9 +40,9 @@ def _sigmoid(u):
     return 1.0 / (1.0 + np.exp(-u))
 
 
-def _region(u):
-    """Smooth indicator of `u > 0` (0 on the left, 1 on the right)."""
-    return _sigmoid(8.0 * u)
+def _region(u, c=0.0):
+    """Smooth indicator of `u > c` (0 on the left, 1 on the right)."""
+    return _sigmoid(8.0 * (u - c))
 
 
 def _uniform(rng, n, d):
@@ -64,9 +68,9 @@ def wave1d_source(x):
 
 
 def wave1d_target(x):
-    """Left of 0: phase shift by 0.6. Right of 0: frequency 4 -> 6 and an added slope 0.3 x."""
+    """Left of 0.25: phase shift by 0.6. Right of 0.25: frequency 4 -> 6 and a slope 0.3 x."""
     u = x[:, :1]
-    r = _region(u)
+    r = _region(u, 0.25)
     return (1 - r) * np.sin(4.0 * u + 0.6) + r * (np.sin(6.0 * u) + 0.3 * u)
 
 
@@ -93,10 +97,10 @@ def surface2d_source(x):
 
 
 def surface2d_target(x):
-    """Phase of the x1 wave shifts where x2 > 0; frequency of the x2 wave rises where x1 > 0;
-    a tilt appears in the quadrant x1 > 0, x2 > 0."""
+    """Phase of the x1 wave shifts where x2 > -0.3; frequency of the x2 wave rises where
+    x1 > 0.2; a tilt appears where both hold."""
     x1, x2 = x[:, :1], x[:, 1:2]
-    r1, r2 = _region(x1), _region(x2)
+    r1, r2 = _region(x1, 0.2), _region(x2, -0.3)
     return (np.sin(3.0 * x1 + 0.8 * r2) * np.cos((2.0 + 1.5 * r1) * x2)
             + 0.4 * r1 * r2 * (x1 - x2))
 
@@ -132,9 +136,9 @@ def ridge5d_source(x):
 
 
 def ridge5d_target(x):
-    """Where x0 > 0 the first ridge speeds up (1.5 -> 2.5) and the second one flips its slope;
-    where x2 > 0 the first ridge's phase shifts by 0.7."""
-    r0, r2 = _region(x[:, 0]), _region(x[:, 2])
+    """Where x0 > 0.25 the first ridge speeds up (1.5 -> 2.5) and the second one flips its
+    slope; where x2 > -0.2 the first ridge's phase shifts by 0.7."""
+    r0, r2 = _region(x[:, 0], 0.25), _region(x[:, 2], -0.2)
     a = np.sin((1.5 + r0) * (x @ _W5) + 0.7 * r2)
     b = 0.5 * (1.0 - 2.0 * r0) * np.tanh(2.0 * x @ _V5)
     return (a + b)[:, None]
@@ -155,7 +159,7 @@ def ridge5d(seed, n_train=2000, noise=0.3, n_pretrain=3000, n_test=1000):
 # --------------------------------------------------------------------------------------------
 # instruct: multi-task instruction setting
 # --------------------------------------------------------------------------------------------
-# A task is (side, kind, sign): on one side of x = 0 the source wave sin(4x) is changed by
+# A task is (side, kind, sign): on one side of x = 0.3 the source wave sin(4x) is changed by
 #   kind "frequency": sin((4 +- 2) x)   kind "phase": sin(4x +- 0.8)   kind "offset": sin(4x) +- 0.4
 # 2 sides x 3 kinds x 2 signs = 12 tasks. Held-out tasks are fixed so that every parameter value
 # still appears in training (a compositional split); they are never used for tuning.
@@ -179,15 +183,17 @@ _OPS = {  # (kind, sign) -> several phrasings of the operation, used in turn by 
     ("offset", -1): ("lower the curve by 0.4", "move the curve down by 0.4",
                      "subtract 0.4 from the output"),
 }
-_SIDE_WORDS = {"left": ("left", "negative", "<", "right"), "right": ("right", "positive", ">", "left")}
+INSTRUCT_CUT = 0.3   # the boundary between the "left" and "right" sides
+_SIDE_WORDS = {"left": ("below", "smaller than", "<", "above"),
+               "right": ("above", "larger than", ">", "below")}
 # Paraphrase templates: 0-3 are used in training, 4-5 only in the held-out-paraphrase split.
 _TEMPLATES = (
-    "{Op} on the {side} half of the input range.",
-    "For {sign} inputs, {op}.",
-    "Only where x is {sign}, {op}.",
-    "{Op} in the {side} region and leave the rest unchanged.",
-    "Apply this change where x {cmp} 0: {op}.",
-    "Leave the {other} side alone and {op} on the {side} side.",
+    "{Op} for x {side} 0.3.",
+    "For inputs {sign} 0.3, {op}.",
+    "Only where x is {sign} 0.3, {op}.",
+    "{Op} where x is {side} 0.3 and leave the rest unchanged.",
+    "Apply this change where x {cmp} 0.3: {op}.",
+    "Leave everything {other} 0.3 alone and {op} {side} it.",
 )
 TRAIN_TEMPLATES = (0, 1, 2, 3)
 HELD_OUT_TEMPLATES = (4, 5)
@@ -205,7 +211,7 @@ def instruction_text(task, template):
 def instruct_target(x, task):
     side, kind, sign = task
     u = x[:, :1]
-    r = _region(u) if side == "right" else 1.0 - _region(u)
+    r = _region(u, INSTRUCT_CUT) if side == "right" else 1.0 - _region(u, INSTRUCT_CUT)
     if kind == "frequency":
         changed = np.sin((4.0 + 2.0 * sign) * u)
     elif kind == "phase":
@@ -263,7 +269,7 @@ def continual_target(x):
     """Three different changes in three regions: phase shift (left), frequency (middle),
     offset and slope (right)."""
     u = x[:, :1]
-    left, right = 1.0 - _region(3 * (u + 1 / 3)), _region(3 * (u - 1 / 3))
+    left, right = 1.0 - _region(u, -1 / 3), _region(u, 1 / 3)
     mid = 1.0 - left - right
     return (left * np.sin(4.0 * u + 0.9) + mid * np.sin(7.0 * u)
             + right * (np.sin(4.0 * u) + 0.5 - 0.5 * u))

@@ -25,14 +25,11 @@ VARIANTS = {
     "lr3e-3": ({}, {"lr": 3e-3}),
     "lr3e-2": ({}, {"lr": 3e-2}),
     "init0.5": ({"atom_init_scale": 0.5}, {}),
-    "init0.02": ({"atom_init_scale": 0.02}, {}),
     "temp0.5": ({"temperature": 0.5}, {}),
     "temp2": ({"temperature": 2.0}, {}),
     "top2": ({"top_k": 2}, {}),
-    "top4": ({"top_k": 4}, {}),
     "N4": ({"n_atoms": 4}, {}),
     "N16": ({"n_atoms": 16}, {}),
-    "wd1e-2": ({}, {"weight_decay": 1e-2}),
     "wd1e-1": ({}, {"weight_decay": 1e-1}),
 }
 

@@ -74,7 +74,7 @@ def test_instruction_family_and_splits():
         assert len({T.instruction_text(task, j) for j in range(6)}) == 6
     # Instructions are generated from the parameters: the numbers and sides appear in them.
     assert "0.8" in T.instruction_text(("left", "phase", 1), 0)
-    assert "left" in T.instruction_text(("left", "phase", 1), 0)
+    assert "below 0.3" in T.instruction_text(("left", "phase", 1), 0)
     for split in ("train", "test", "test_paraphrase", "test_heldout"):
         assert len(d[f"instructions_{split}"]) == len(d[f"x_{split}"]) == len(d[f"y_{split}"])
 
