@@ -85,11 +85,18 @@ class Row:
     routing: str = ""               # routing agreement, e.g. "42/42" rows with the same atoms
     status: str = "pass"            # "pass" | "FAIL" | "skip"
     note: str = ""                  # why a row failed or was skipped; what it compared
+    grads_gated: bool = True        # False: gradient errors are reported, not gated (bfloat16)
     details: dict = field(default_factory=dict)   # per-name errors, for pytest messages
 
     @property
     def passed(self):
         return self.status != "FAIL"
+
+    @property
+    def used(self):
+        """The largest share of its tolerance that a gated quantity uses (None: nothing gated)."""
+        errs = [self.out, self.grad if self.grads_gated else None]
+        return max([e.used for e in errs if e is not None], default=None)
 
     def fail(self, why):
         self.status = "FAIL"

@@ -107,7 +107,7 @@ def table_lines(rows):
     """The table as Markdown-compatible lines (pipes, aligned)."""
     cells = []
     for r in rows:
-        used = max([e.used for e in (r.out, r.grad) if e is not None], default=None)
+        used = r.used
         cells.append((r.case, r.dtype, r.device, _num(r.out and r.out.abs),
                       _num(r.out and r.out.rel), _short(r.grad_name), _num(r.grad and r.grad.abs),
                       _num(r.grad and r.grad.rel), "" if used is None else f"{used:.2g}",
