@@ -46,9 +46,14 @@ def sections(fuzz=200, fuzz_seed=0, full_gradcheck=False):
 
     def fuzz_rows():
         cases = mlp.fuzz_cases(fuzz, fuzz_seed)
-        return [mlp.summarise([mlp.check_mlp(c, dt) for c in cases],
+        rows = [mlp.summarise([mlp.check_mlp(c, dt) for c in cases],
                               f"fuzz ({fuzz} random configs, seed {fuzz_seed})", dt)
                 for dt in ("float64", "float32")]
+        # Wider, ill-conditioned ranges: float64 only (see mlp.random_spec for why not float32).
+        stress = mlp.fuzz_cases(fuzz, fuzz_seed, stress=True)
+        return rows + [mlp.summarise([mlp.check_mlp(c, "float64") for c in stress],
+                                     f"fuzz stress ({fuzz} wide configs, seed {fuzz_seed})",
+                                     "float64")]
 
     def checkpoint_rows():
         return [f(by_name[n], dt) for n in CHECKPOINT_CASES for dt in ("float64", "float32")

@@ -39,6 +39,14 @@ def test_every_fuzz_case_keeps_the_top_k_margin(cases):
     assert all(c.margin >= mlp.MIN_MARGIN for c in cases)
 
 
+def test_stress_configs_match_numpy_in_float64():
+    """Wide, ill-conditioned ranges (tau to 0.05, alpha to 20, eps to 1e-9): float64 only."""
+    cases = mlp.fuzz_cases(N_DEFAULT, seed=0, stress=True)
+    assert min(c.config.temperature for c in cases) < 0.1
+    row = mlp.summarise([mlp.check_mlp(c, "float64") for c in cases], "stress", "float64")
+    assert row.passed, row.note
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_fuzz_many_more(dtype):
