@@ -154,7 +154,7 @@ def build_hf(name, dtype="float64"):
         e_rows = np.repeat(_f64(instruction), SEQ, axis=0)   # the prior of a sequence, per token
     init = qmodel.adapter_params()
     for attempt in range(MAX_DRAWS):
-        params = randomise(init, np.random.default_rng([len(name), attempt]))
+        params = randomise(init, np.random.default_rng([sorted(HF_CASES).index(name), attempt]))
         qmodel.load_adapter_params(params)
         records, _, _ = capture(qmodel, ids, instruction)
         _, routing, _ = numpy_layers(qmodel.config, _as_f64(qmodel.adapter_params()), records,
