@@ -23,8 +23,8 @@ import autograd.numpy as anp
 import numpy as np
 from autograd import grad
 
-from qlora_np import LoraConfig, QLoRAConfig, adapted_forward, bind_to_mlp, embed_instructions, init_adapter
-from qlora_np import init_mlp
+from qlora_np import (LoraConfig, QLoRAConfig, adapted_forward, bind_to_mlp, embed_instructions,
+                      init_adapter, init_mlp)
 
 from .metrics import (BF16_MAX_SCALED_OUTPUT_ERROR, BF16_MIN_ROUTING_AGREEMENT, TOL, Err, Row,
                       compare, finish, grad_errors)
@@ -41,7 +41,7 @@ class CaseSpec:
 
     name: str
     layer_sizes: list
-    kwargs: dict                 # QLoRAConfig keyword arguments
+    kwargs: dict                 # QLoRAConfig (or LoraConfig) keyword arguments
     n: int = 6                   # rows (the batch)
     seed: int = 0
     blocks: list | None = None   # explicit blocks (lists of layer indices), else consecutive G
@@ -53,7 +53,7 @@ class CaseSpec:
 @dataclass
 class Case:
     name: str
-    config: QLoRAConfig          # bound to the MLP
+    config: QLoRAConfig          # bound to the MLP (a LoraConfig for the LoRA baseline)
     layer_sizes: list
     base: dict                   # base.{i}.weight / bias, float64
     params: dict                 # trainable parameters, canonical names, float64
