@@ -64,6 +64,7 @@ def sections(fuzz=200, fuzz_seed=0, fast_gradcheck=False):
         for name in transformer.HF_CASES:
             rows += [transformer.check_hf(name, dt) for dt in ("float64", "float32")]
             rows += transformer.check_hf_checkpoints(name)
+            rows.append(transformer.check_hf_merge(name))
         return rows
 
     return [

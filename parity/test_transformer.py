@@ -19,3 +19,9 @@ def test_injected_checkpoints_interchange(name):
     rows = transformer.check_hf_checkpoints(name)
     assert len(rows) == 2
     assert all(r.passed for r in rows), [r.note for r in rows]
+
+
+@pytest.mark.parametrize("name", sorted(transformer.HF_CASES))
+def test_static_merge_matches_numpy(name):
+    row = transformer.check_hf_merge(name)
+    assert row.passed, row.note

@@ -29,7 +29,7 @@ import autograd.numpy as anp
 import numpy as np
 from autograd import grad
 
-from qlora_np import Adam, QLoRAConfig, embed_instructions, load_adapter, save_adapter
+from qlora_np import Adam, QLoRAConfig, embed_instructions, load_adapter, merge, save_adapter
 from qlora_np.adapter import make_pass
 
 from .metrics import TOL, Err, Row, compare, finish, grad_errors
@@ -244,3 +244,31 @@ def check_hf_checkpoints(name):
     if rows[-1].passed:
         row.note = "NumPy Adam step -> qlora_np.save_adapter -> QLoRAModel.from_pretrained"
     return rows
+
+
+def check_hf_merge(name):
+    """One row, float64: a static router (`router.weight = 0`, SPEC §9.6) merged into the base
+    weights by `QLoRAModel.merge` equals `qlora_np.merge`, `W0 + (alpha / r) B C A`, per layer."""
+    import torch
+
+    qmodel, _, instruction, _ = build_hf(name, "float64")
+    with torch.no_grad():
+        qmodel.router.weight.zero_()
+    config, params = qmodel.config, _as_f64(qmodel.adapter_params())
+    weights = base_weights(qmodel)
+    base = {f"base.{i}.weight": weights[path][0] for i, path in enumerate(config.layer_names)}
+    e = None if instruction is None else _f64(instruction[0])
+    expected = merge(config, base, params, e)
+    merged = qmodel.merge(None if instruction is None else instruction[0])
+    rtol, atol = TOL["float64"]["out"]
+    row = Row(f"merge/hf/{name}", "float64", "cpu")
+    out = Err()
+    for i, path in enumerate(config.layer_names):
+        layer = merged.get_submodule(path)
+        w = _f64(layer.weight)
+        w = w.T if type(layer).__name__ == "Conv1D" else w
+        out = out.worst(compare(w, expected[f"base.{i}.weight"], rtol, atol))
+    row = finish(row, out)
+    if row.passed:
+        row.note = f"QLoRAModel.merge vs qlora_np.merge, {len(config.layer_names)} merged weights"
+    return row
