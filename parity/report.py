@@ -63,7 +63,8 @@ def sections(fuzz=200, fuzz_seed=0, fast_gradcheck=False):
         rows = []
         for name in transformer.HF_CASES:
             rows += [transformer.check_hf(name, dt) for dt in ("float64", "float32")]
-            rows += transformer.check_hf_checkpoints(name)
+            rows += [r for dt in ("float64", "float32")
+                     for r in transformer.check_hf_checkpoints(name, dt)]
             rows.append(transformer.check_hf_merge(name))
         return rows
 

@@ -14,9 +14,10 @@ def test_injected_model_matches_numpy(name, dtype):
     assert row.passed, f"{row.note}; {sorted(row.details.items(), key=lambda kv: -kv[1].used)[:3]}"
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("name", sorted(transformer.HF_CASES))
-def test_injected_checkpoints_interchange(name):
-    rows = transformer.check_hf_checkpoints(name)
+def test_injected_checkpoints_interchange(name, dtype):
+    rows = transformer.check_hf_checkpoints(name, dtype)
     assert len(rows) == 2
     assert all(r.passed for r in rows), [r.note for r in rows]
 

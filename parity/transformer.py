@@ -206,41 +206,45 @@ def check_hf(name, dtype="float64"):
     return row
 
 
-def check_hf_checkpoints(name):
-    """Two rows, float64: save_pretrained -> qlora_np.load_adapter, and back after a NumPy step."""
+def check_hf_checkpoints(name, dtype="float64"):
+    """Two rows: save_pretrained -> qlora_np.load_adapter, and back after a NumPy Adam step.
+
+    The checkpoint's dtype is the model's (`config.dtype`); in float32 NumPy computes in float64
+    from the stored float32 values, and the float32 tolerances apply."""
     from qlora_torch import QLoRAModel
 
-    qmodel, ids, instruction, e_rows = build_hf(name, "float64")
+    qmodel, ids, instruction, e_rows = build_hf(name, dtype)
     records, grads, log = capture(qmodel, ids, instruction)
     arch = HF_CASES[name][0]
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         qmodel.save_pretrained(folder)
         config, params = load_adapter(folder)
-        row = Row(f"ckpt/hf torch->np/{name}", "float64", "cpu")
-        if config != qmodel.config:
-            row.fail("the config read back differs from the model's")
-        own = qmodel.adapter_params()
-        lossy = sorted(k for k in own if not np.array_equal(own[k], params[k]))
-        if lossy:
-            row.fail(f"tensors {lossy} changed in the round trip")
-        rows.append(compare_hf(row, qmodel, params, records, grads, log, e_rows))
-        if rows[-1].passed:
-            row.note = "QLoRAModel.save_pretrained -> qlora_np.load_adapter -> NumPy layers"
+    row = Row(f"ckpt/hf torch->np/{name}", dtype, "cpu")
+    if config != qmodel.config:
+        row.fail("the config read back differs from the model's")
+    own = qmodel.adapter_params()
+    lossy = sorted(k for k in own if not np.array_equal(own[k], params[k]))
+    if lossy:
+        row.fail(f"tensors {lossy} changed in the round trip")
+    rows.append(compare_hf(row, qmodel, _as_f64(params), records, grads, log, e_rows))
+    if rows[-1].passed:
+        row.note = "QLoRAModel.save_pretrained -> qlora_np.load_adapter -> NumPy layers"
 
     # NumPy makes new values (one Adam step on its own gradients), saves; PyTorch loads them.
-    _, _, np_grads = numpy_layers(config, params, records, base_weights(qmodel), e_rows)
-    stepped = Adam(lr=1e-3).step(params, np_grads)
-    row = Row(f"ckpt/hf np->torch/{name}", "float64", "cpu")
+    _, _, np_grads = numpy_layers(config, _as_f64(params), records, base_weights(qmodel), e_rows)
+    stepped = Adam(lr=1e-3).step(_as_f64(params), np_grads)
+    row = Row(f"ckpt/hf np->torch/{name}", dtype, "cpu")
     with tempfile.TemporaryDirectory() as folder:
         save_adapter(folder, config, stepped)
-        loaded = QLoRAModel.from_pretrained(tiny_model(arch, "float64"), folder)
+        _, saved = load_adapter(folder)                 # the values as stored (config.dtype)
+        loaded = QLoRAModel.from_pretrained(tiny_model(arch, dtype), folder)
     records2, grads2, log2 = capture(loaded, ids, instruction)
     own = loaded.adapter_params()
-    lossy = sorted(k for k in own if not np.array_equal(own[k], stepped[k]))
+    lossy = sorted(k for k in own if not np.array_equal(own[k], saved[k]))
     if lossy:
         row.fail(f"tensors {lossy} differ after QLoRAModel.from_pretrained")
-    rows.append(compare_hf(row, loaded, stepped, records2, grads2, log2, e_rows))
+    rows.append(compare_hf(row, loaded, _as_f64(saved), records2, grads2, log2, e_rows))
     if rows[-1].passed:
         row.note = "NumPy Adam step -> qlora_np.save_adapter -> QLoRAModel.from_pretrained"
     return rows
