@@ -24,7 +24,7 @@ CHECKPOINT_CASES = ("attn_prior_top2_g2", "none_noprior_top2_g1")
 @contextlib.contextmanager
 def single_thread():
     """Run torch on one thread: the tensors here are tiny, and on a shared 2-core machine the
-    intra-op thread pool makes each small op ~10x slower than one thread does."""
+    intra-op thread pool made each small op tens of times slower than one thread does."""
     import torch
     before = torch.get_num_threads()
     torch.set_num_threads(1)
