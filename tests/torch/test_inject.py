@@ -229,3 +229,16 @@ def test_bound_config_reinjects_same_layers():
     q = inject_qlora(tiny_llama(), QLoRAConfig(rank=2, n_atoms=2), ["v_proj"])
     again = inject_qlora(tiny_llama(), dataclasses.replace(q.config))
     assert again.config.layer_names == q.config.layer_names
+
+
+def test_bf16_autocast_training_step_and_routing_loss():
+    q = inject_qlora(tiny_llama(), QLoRAConfig(rank=4, n_atoms=4, top_k=2, d_instruction=6,
+                                               kl_weight=0.1, balance_weight=0.01), ["q_proj"])
+    assert q.bank.atoms.dtype == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = q(input_ids=IDS, labels=IDS, instruction=torch.randn(2, 6))
+    aux = q.routing_loss()
+    assert torch.is_tensor(aux) and aux.item() > 0
+    (out.loss + aux).backward()
+    assert q.prior.weight.grad is not None and torch.isfinite(q.prior.weight.grad).all()
+    assert q.bank.atoms.grad.dtype == torch.float32
