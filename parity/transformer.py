@@ -14,7 +14,8 @@ and its gradients as `grad_theta sum_l <y_l(theta; h), g_l>`. That equals PyTorc
 the total derivative there), so PyTorch's `.grad` of every trainable parameter is compared with the
 SPEC §9.7 tolerances, as are the per-layer outputs and the routing of every block and token.
 
-Cases: a Llama (`q_proj`, `v_proj`, `down_proj`; blocks of 2 transformer layers; prior; top-2)
+Cases: a Llama (`q_proj`, `v_proj`, `down_proj`; blocks of 2 transformer layers; prior; top-2),
+the same Llama with every linear module adapted (`all-linear`, one layer per block, no summary),
 and a GPT-2 (`all-linear`: `Conv1D` modules, whose weights are stored `(in, out)`), each in a
 float64 and a float32 model. Checkpoints: `QLoRAModel.save_pretrained` -> `qlora_np.load_adapter`
 -> NumPy recomputation; and a NumPy-made update -> `qlora_np.save_adapter` ->
@@ -45,6 +46,11 @@ HF_CASES = {
                                           d_instruction=6, prior_weight=0.7)),
     "gpt2_all_linear_conv1d_top3": ("gpt2", "all-linear",
                                     dict(rank=3, n_atoms=4, top_k=3, block_size=1, d_summary=2)),
+    # every linear module of every layer (7 per layer, 28 in all), one layer per block, no
+    # summary, no prior, top-3 of 6
+    "llama_all_linear_g1_none_top3": ("llama", "all-linear",
+                                      dict(rank=2, n_atoms=6, top_k=3, block_size=1,
+                                           summary="none")),
 }
 
 
