@@ -79,6 +79,9 @@ class QueryableAdapter(nn.Module):
             shape = tuple(instruction.shape) if hasattr(instruction, "shape") else instruction
             raise InputError(f"instruction: expected a tensor of shape (batch, {d_e}), "
                              f"got {shape!r}")
+        if not torch.isfinite(instruction).all():
+            bad = int((~torch.isfinite(instruction)).sum())
+            raise InputError(f"instruction: expected finite values, got {bad} NaN/inf entries")
         if batch_size is not None and instruction.shape[0] != batch_size:
             raise InputError(f"instruction: expected {batch_size} rows (one per sequence of the "
                              f"batch), got {instruction.shape[0]}")
@@ -111,7 +114,7 @@ class RoutingPass:
         if self.log_prior.shape[0] != z.shape[0]:
             raise InputError(f"instruction: expected {z.shape[0]} rows (one per sequence of the "
                              f"batch), got {self.log_prior.shape[0]}")
-        return self.log_prior.reshape(z.shape[0], *([1] * (z.ndim - 2)), -1)
+        return self.log_prior.reshape(z.shape[0], *([1] * (z.ndim - 2)), self.log_prior.shape[-1])
 
     def route_block(self, block, z):
         """SPEC §3.1-3.7 for `block`, with the lead layer's low-rank code z (..., r)."""

@@ -139,6 +139,9 @@ class AdaptedMLP(nn.Module):
         if not torch.is_tensor(x) or x.ndim != 2 or x.shape[1] != d_in:
             shape = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
             raise InputError(f"x: expected a tensor of shape (n, {d_in}), got {shape}")
+        if not torch.isfinite(x).all():
+            bad = int((~torch.isfinite(x)).sum())
+            raise InputError(f"x: expected finite values, got {bad} NaN/inf entries")
         e = self._instruction(x, instruction, skip_prior)
         routing_pass = None
         if adapted and self.adapter is not None:

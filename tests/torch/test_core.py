@@ -159,3 +159,16 @@ def test_bad_inputs_name_the_argument():
         plain(x, torch.zeros(3, 4, dtype=torch.float64))
     with pytest.raises(InputError, match="tensor 'bank.atoms': expected shape"):
         plain.load_params({"bank.atoms": onp.zeros((2, 2, 2))}, strict=False)
+
+
+def test_empty_batch_and_non_finite_inputs():
+    model = AdaptedMLP(QLoRAConfig(rank=2, n_atoms=3, top_k=2, d_instruction=4), SIZES)
+    y = model(torch.zeros(0, SIZES[0], dtype=torch.float64), torch.zeros(0, 4,
+                                                                         dtype=torch.float64))
+    assert y.shape == (0, SIZES[-1])
+    x = torch.randn(2, SIZES[0], dtype=torch.float64)
+    e = torch.randn(2, 4, dtype=torch.float64)
+    with pytest.raises(InputError, match="x: expected finite values, got 2 NaN/inf"):
+        model(torch.where(torch.arange(SIZES[0]) == 0, torch.nan, x), e)
+    with pytest.raises(InputError, match="instruction: expected finite values"):
+        model(x, torch.full_like(e, torch.inf))
