@@ -1,4 +1,4 @@
-"""The Queryable LoRA adapter: route once per block, apply the routed operator in every layer (SPEC §3).
+"""The Queryable LoRA adapter: route once per block, apply its operator in each layer (SPEC §3).
 
 Mirror of `qlora_np/adapter.py`. `QueryableAdapter` owns the parameters shared by the whole model
 (atom bank, query projection, summary, prior); one per model. A forward pass opens a

@@ -132,7 +132,8 @@ def make_suite(n_train=1600, n_eval=48, seed=0):
 
 def prompt_text(ex):
     """The chat-formatted prompt (no system prompt, to keep sequences short)."""
-    return f"<|im_start|>user\n{ex.instruction}\nInput: {ex.input}<|im_end|>\n<|im_start|>assistant\n"
+    return (f"<|im_start|>user\n{ex.instruction}\nInput: {ex.input}<|im_end|>\n"
+            "<|im_start|>assistant\n")
 
 
 def answer_text(ex, eos="<|im_end|>"):

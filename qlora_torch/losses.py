@@ -8,7 +8,9 @@ import torch
 
 
 def kl_loss(routing):
-    """SPEC §5: mean over blocks and rows of `KL(w_b || pi) = sum_{j in S} w_j (log w_j - log pi_j)`."""
+    """SPEC §5: mean over blocks and rows of `KL(w_b || pi)`.
+
+    `KL(w || pi) = sum_{j in S} w_j (log w_j - log pi_j)`, over the chosen atoms only."""
     per_block = [(r["weights"] * (r["log_weights"] - r["log_prior"] * r["mask"])).sum(-1).mean()
                  for r in routing]
     return sum(per_block) / len(per_block)

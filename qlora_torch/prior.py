@@ -1,4 +1,4 @@
-"""Instruction prior: frozen instruction embeddings and the trained prior over atoms (SPEC §3.6, §4).
+"""Instruction prior: frozen instruction embeddings, trained prior over atoms (SPEC §3.6, §4).
 
 Mirror of `qlora_np/prior.py`. The built-in hashed n-gram embedder is the NumPy side's
 (`embed_instructions`, re-exported here), so the same text gives the same vector in both.
