@@ -13,7 +13,8 @@ Methods (same data order, optimiser, schedule and steps for all):
                Queryable LoRA compared (SPEC §7)
   qlora        Queryable LoRA, no instruction prior
   qlora_prior  Queryable LoRA with the instruction prior; instruction embeddings are the base
-               model's frozen input embeddings mean-pooled over the instruction (SPEC §4)
+               model's frozen input embeddings mean-pooled over the instruction (SPEC §4), or
+               with --embedder hashed the built-in hashed n-gram embedder
 The unadapted base model is evaluated too. Data: `qlora_torch.data` (9 training task types with
 paraphrases; held-out examples, held-out paraphrases and one held-out task type). Reported per
 method and split: exact match (greedy decoding) and eval loss (mean token cross-entropy on the
@@ -40,7 +41,7 @@ from .config import QLoRAConfig, matched_lora_rank
 from .data import SPLITS, TASKS, answer_text, make_suite, prompt_text
 from .inject import find_targets, inject_qlora
 from .lora import peft_lora_config
-from .prior import mean_pooled_embeddings
+from .prior import embed_instructions, mean_pooled_embeddings
 
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 METHODS = ("lora", "qlora", "qlora_prior")
@@ -190,13 +191,20 @@ class Runner:
     def instruction_embeddings(self, examples):
         missing = sorted({ex.instruction for ex in examples} - set(self._embeddings))
         if missing:
-            vecs = mean_pooled_embeddings(self.base, self.tok, missing)
+            if self.args.embedder == "hashed":      # SPEC §4 built-in, same as qlora_np
+                vecs = torch.tensor(embed_instructions(missing, self.args.d_instruction),
+                                    dtype=torch.float32)
+            else:                                   # SPEC §4 LLM default
+                vecs = mean_pooled_embeddings(self.base, self.tok, missing)
             self._embeddings.update(zip(missing, vecs))
         return torch.stack([self._embeddings[ex.instruction] for ex in examples]).to(self.device)
 
     def qlora_config(self, with_prior):
         a = self.args
-        d_e = self.base.get_input_embeddings().weight.shape[1] if with_prior else 0
+        d_e = 0
+        if with_prior:
+            d_e = self.args.d_instruction if self.args.embedder == "hashed" \
+                else self.base.get_input_embeddings().weight.shape[1]
         return QLoRAConfig(rank=a.rank, n_atoms=a.n_atoms, top_k=a.top_k, d_key=a.d_key,
                            block_size=a.block_size, d_instruction=d_e, dtype="float32")
 
@@ -384,6 +392,11 @@ def parse_args(argv=None):
     p.add_argument("--top-k", type=int, default=2)
     p.add_argument("--d-key", type=int, default=16)
     p.add_argument("--block-size", type=int, default=5, help="transformer layers per block")
+    p.add_argument("--embedder", choices=("mean-pooled", "hashed"), default="mean-pooled",
+                   help="instruction embeddings for the prior: the base model's input embeddings "
+                        "mean-pooled over the instruction, or the built-in hashed n-grams")
+    p.add_argument("--d-instruction", type=int, default=64,
+                   help="embedding width for --embedder hashed")
     p.add_argument("--eval-size", type=int, default=36, help="examples per held-out split")
     p.add_argument("--eval-batch-size", type=int, default=36)
     p.add_argument("--max-new-tokens", type=int, default=12)

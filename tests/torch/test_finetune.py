@@ -61,6 +61,12 @@ def test_job_end_to_end_on_tiny_llama(tmp_path, capsys):
     assert os.path.getsize(out / "loss_curves.png") > 1000
     assert (out / "adapter_qlora_prior" / "adapter_config.json").exists()
     assert "ETA" in capsys.readouterr().err
+    hashed = finetune.main(["--steps", "1", "--batch-size", "2", "--eval-size", "1",
+                            "--max-new-tokens", "1", "--rank", "2", "--n-atoms", "3",
+                            "--methods", "qlora_prior", "--embedder", "hashed",
+                            "--d-instruction", "16", "--out", str(tmp_path / "h")],
+                           base=base, tokenizer=tok)
+    assert hashed["methods"]["qlora_prior"]["qlora_config"]["d_instruction"] == 16
 
 
 @pytest.mark.slow
