@@ -219,6 +219,11 @@ class QLoRAModel(nn.Module):
         self.adapter.reset_parameters(g)
 
     def _begin_pass(self, module, args):
+        if module.training and torch.is_grad_enabled() and _checkpointing(module):
+            raise InputError(
+                "gradient checkpointing: expected it off, got it on; a block's routing (computed "
+                "by its lead layer, SPEC §3) is shared by later layers, which recomputing one "
+                "layer at a time cannot reproduce; call model.gradient_checkpointing_disable()")
         self.adapter.begin_pass(self._instruction, self.record_routing)
 
     # ----- running -----
@@ -373,6 +378,14 @@ class QLoRAModel(nn.Module):
         trainable, total = self.count_trainable_parameters()
         print(f"trainable params: {trainable:,} || all params: {total:,} || "
               f"trainable%: {100 * trainable / total:.4f}")
+
+
+def _checkpointing(model):
+    """Whether a transformers model has gradient (activation) checkpointing switched on."""
+    for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):
+        if isinstance(getattr(type(model), name, None), property):
+            return bool(getattr(model, name))
+    return False
 
 
 def _block_of(config):

@@ -242,3 +242,16 @@ def test_bf16_autocast_training_step_and_routing_loss():
     (out.loss + aux).backward()
     assert q.prior.weight.grad is not None and torch.isfinite(q.prior.weight.grad).all()
     assert q.bank.atoms.grad.dtype == torch.float32
+
+
+def test_gradient_checkpointing_is_refused_clearly():
+    model = tiny_llama()
+    q = inject_qlora(model, QLoRAConfig(rank=2, n_atoms=2, block_size=2), ["q_proj"])
+    enable = getattr(q.model, "activation_checkpointing_enable", None) \
+        or q.model.gradient_checkpointing_enable
+    enable()
+    q.train()
+    with pytest.raises(InputError, match="gradient checkpointing: expected it off"):
+        q(input_ids=IDS, labels=IDS)
+    with torch.no_grad():
+        q(input_ids=IDS)                 # inference is unaffected
