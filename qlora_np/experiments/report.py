@@ -6,7 +6,7 @@ One table per setting, one row per method, in the order the suite lists them:
   test MSE    final test MSE, mean ± sample std over seeds (n seeds)
   best        best test MSE seen during training (mean over seeds; evaluated every few steps)
   win vs LM   paired win rate against `lora_matched` on final test MSE (seeds where both ran)
-  |Δlog|      mean |Δ log loss| over the last 25% of steps (mean over seeds)
+  Δlog        mean |Δ log loss| over the last 25% of steps (mean over seeds)
   spikes      loss spikes per run (mean over seeds); see metrics.py for the definition
   time        fine-tuning wall time per run, seconds (mean)
 
@@ -62,7 +62,7 @@ def task_table(records, task, methods):
         head += ["held-out paraphrase", "held-out task"]
     if kind == "continual":
         head += ["forgetting"]
-    head += [f"win vs {REFERENCE}", "|Δlog| last 25%", "spikes", "time s"]
+    head += [f"win vs {REFERENCE}", "mean abs Δlog, last 25%", "spikes", "time s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in methods:
         rs = by_method[m]
@@ -117,6 +117,7 @@ def results_markdown(records, suite, command):
         "",
         "Columns: see `qlora_np/experiments/report.py`; `win vs lora_matched` is the share of "
         "seeds where the method's final test MSE is below matched LoRA's (ties count 1/2).",
+        "",
         "",
     ]
     return "\n".join(head) + suite_tables(records, suite)
