@@ -272,9 +272,8 @@ class QLoRAModel(nn.Module):
 
     def adapter_params(self):
         """Canonical name -> float32/float64 NumPy array of every trainable tensor (SPEC §10)."""
-        dtype = onp.float64 if self.config.dtype == "float64" else onp.float32
-        return {n: p.detach().float().cpu().numpy().astype(dtype)
-                if p.dtype == torch.bfloat16 else p.detach().cpu().numpy().astype(dtype)
+        dtype = torch.float64 if self.config.dtype == "float64" else torch.float32
+        return {n: p.detach().cpu().to(dtype).numpy()      # bf16 has no NumPy dtype: cast first
                 for n, p in self.trainable_parameters().items()}
 
     @torch.no_grad()
