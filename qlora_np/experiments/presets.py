@@ -26,6 +26,7 @@ QLORA = {
 
 SINGLE = ("lora", "lora_matched", "qlora")
 SINGLE_ABLATIONS = SINGLE + ("qlora_nosummary", "qlora_top2", "qlora_n1")
+OWN_LR = ("qlora_lr3e-3",)
 INSTRUCTION = ("lora", "lora_matched", "qlora", "qlora_prior")
 INSTRUCTION_FULL = INSTRUCTION + ("qlora_prior_shuffled", "qlora_prior_random", "lora_per_task")
 CONTINUAL = ("lora", "lora_matched", "qlora")
@@ -61,9 +62,9 @@ def paper_suite():
     """All settings with ablations, a regime sweep on the 1-D task, 10 seeds (about 30-40 min
     with 2 workers). One base network per task, as in the default suite: pretraining a base per
     seed would cost about as much as all the fine-tuning, on this machine."""
-    tasks = [builtin_task("wave1d", SINGLE_ABLATIONS, label="wave1d"),
-             builtin_task("surface2d", SINGLE_ABLATIONS, label="surface2d"),
-             builtin_task("ridge5d", SINGLE, label="ridge5d", n_train=1000)]
+    tasks = [builtin_task("wave1d", SINGLE_ABLATIONS + OWN_LR, label="wave1d"),
+             builtin_task("surface2d", SINGLE_ABLATIONS + OWN_LR, label="surface2d"),
+             builtin_task("ridge5d", SINGLE + OWN_LR, label="ridge5d", n_train=1000)]
     # Regime sweep on the 1-D task: small data (with the weight-decayed variants of both
     # families: the pilot saw Queryable LoRA overfit there), large data, low and high noise.
     tasks.append(builtin_task("wave1d", SINGLE + SMALL_DATA_FIXES, n_train=250))

@@ -105,6 +105,10 @@ def _wd(suite, method):
     return suite.weight_decay if method.weight_decay is None else method.weight_decay
 
 
+def _lr(suite, method):
+    return suite.lr if method.lr is None else method.lr
+
+
 def _eval_every(steps, points):
     return max(1, steps // max(1, points))
 
@@ -151,7 +155,7 @@ def run_single(suite, task, data, base, method, seed):
     steps = suite.steps
     start = time.perf_counter()
     params, hist = fit(config, base, params, data["x_train"], data["y_train"], steps=steps,
-                       lr=suite.lr, batch_size=suite.batch_size, rng=rng, instruction=e_train,
+                       lr=_lr(suite, m), batch_size=suite.batch_size, rng=rng, instruction=e_train,
                        weight_decay=_wd(suite, m),
                        eval_every=_eval_every(steps, suite.eval_points), callback=callback)
     wall = time.perf_counter() - start
@@ -245,7 +249,7 @@ def run_continual(suite, task, data, base, method, seed):
 
         start = time.perf_counter()
         params, hist = fit(config, base, params, stage["x_train"], stage["y_train"],
-                           steps=steps, lr=suite.lr, batch_size=suite.batch_size, rng=rng,
+                           steps=steps, lr=_lr(suite, m), batch_size=suite.batch_size, rng=rng,
                            weight_decay=_wd(suite, m), eval_every=every, callback=callback)
         wall += time.perf_counter() - start
         losses.extend(hist["train_loss"])
