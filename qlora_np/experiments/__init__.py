@@ -8,7 +8,9 @@ This subpackage tests that claim on a CPU:
 - `loader`   : `--task FILE.py:FUNC`, a user's own task, validated with clear errors.
 - `pretrain` : the frozen base MLP of SPEC §8, pretrained on each task's source function.
 - `methods`  : LoRA (same rank / matched parameters), Queryable LoRA, ablations, oracles.
-- `runner`   : trains every (task, method, seed) run and appends one record per finished run.
+- `runs`     : one run: fine-tune one method on one task, measure it, make its record.
+- `runner`   : every (task, method, seed) of a suite, in worker processes, resumable.
+- `presets`  : the `default` and `paper` suites and the frozen defaults; `tune`: how they were chosen.
 - `metrics`  : final-MSE summaries, paired win rate, stability (|Δ log loss|, loss spikes).
 - `store`    : the results file, appended atomically; resume skips finished runs.
 - `report`   : Markdown tables.  `figures`: PNG figures (matplotlib, Agg backend).

@@ -293,7 +293,7 @@ def continual(seed, n_train_per_stage=400, noise=0.1, n_pretrain=2000, n_test_pe
             "y_train": continual_target(x_tr) + noise * rng.standard_normal((n_train_per_stage, 1)),
             "x_test": x_te, "y_test": continual_target(x_te),
         })
-    cat = lambda key: np.concatenate([s[key] for s in stages])  # noqa: E731
+    cat = lambda key: np.concatenate([s[key] for s in stages])
     return {"x_pretrain": x_p, "y_pretrain": wave1d_source(x_p),
             "x_train": cat("x_train"), "y_train": cat("y_train"),
             "x_test": cat("x_test"), "y_test": cat("y_test"), "stages": stages}

@@ -14,7 +14,7 @@ def tiny_task(seed, n=40):
     xp = rng.uniform(-1, 1, (60, 1))
     xt = rng.uniform(-1, 1, (n, 1))
     xe = np.linspace(-1, 1, 30)[:, None]
-    f = lambda x: np.sin(3 * x) + 0.3 * (x > 0)  # noqa: E731
+    f = lambda x: np.sin(3 * x) + 0.3 * (x > 0)
     return {"x_pretrain": xp, "y_pretrain": np.sin(3 * xp), "x_train": xt,
             "y_train": f(xt) + 0.1 * rng.standard_normal((n, 1)), "x_test": xe, "y_test": f(xe)}
 

@@ -5,7 +5,12 @@ import textwrap
 import numpy as np
 import pytest
 
-from qlora_np.experiments.loader import TaskError, call_task, load_task, validate_task_data
+from qlora_np.experiments.loader import (
+    TaskError,
+    call_task,
+    load_task,
+    validate_task_data,
+)
 
 GOOD = '''
 import numpy as np
@@ -111,7 +116,7 @@ def test_the_example_in_the_docs_is_a_valid_task(tmp_path):
     import os
     import re
     doc = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "experiments.md")
-    code = re.search(r"```python\n(.*?)```", open(doc, encoding="utf-8").read(), re.S).group(1)
+    code = re.search(r"```python\n(.*?)```", open(doc, encoding="utf-8").read(), re.DOTALL).group(1)
     path = tmp_path / "my_task.py"
     path.write_text(code)
     fn, _ = load_task(f"{path}:make_task")

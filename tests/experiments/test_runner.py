@@ -141,7 +141,12 @@ def test_presets_meet_the_protocol():
 
 
 def test_instruction_and_continual_settings_run_at_tiny_sizes(tmp_path):
-    from qlora_np.experiments.presets import CONTINUAL, INSTRUCTION_FULL, QLORA, builtin_task
+    from qlora_np.experiments.presets import (
+        CONTINUAL,
+        INSTRUCTION_FULL,
+        QLORA,
+        builtin_task,
+    )
     tasks = (builtin_task("instruct", INSTRUCTION_FULL, label="instruct", n_per_task=4,
                           n_test_per_task=3, n_pretrain=30),
              builtin_task("continual", CONTINUAL, label="continual", n_train_per_stage=8,
@@ -172,6 +177,7 @@ def test_instruction_and_continual_settings_run_at_tiny_sizes(tmp_path):
 
 def test_instruction_modes():
     import numpy as np
+
     from qlora_np.experiments.methods import instruction_texts
     splits = {"train": ["a b", "c d", "a b"], "test": ["a b", "e f"]}
     rng = np.random.default_rng(0)
