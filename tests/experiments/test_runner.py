@@ -190,3 +190,18 @@ def test_instruction_modes():
     import pytest as _p
     with _p.raises(ValueError, match="instructions: expected"):
         instruction_texts("noisy", splits, rng)
+
+
+@pytest.mark.slow
+def test_default_suite_meets_its_budget_and_writes_every_output(tmp_path):
+    """The issue's budget: the default suite in <= 90 s wall on 2 cores (run with -m slow)."""
+    import time
+    from qlora_np.experiments import cli
+    start = time.perf_counter()
+    assert cli.main(["--out", str(tmp_path)]) == 0
+    wall = time.perf_counter() - start
+    files = set(os.listdir(tmp_path))
+    assert {"results.json", "results.md", "fit_wave1d.png", "forgetting_continual.png",
+            "atoms_by_task_instruct.png", "entropy_wave1d.png", "atoms_wave1d.png"} <= files
+    assert len(json.load(open(tmp_path / "results.json"))["runs"]) == 80
+    assert wall <= 90, f"default suite took {wall:.1f} s"
