@@ -33,6 +33,7 @@ class CheckpointError(ValueError):
 def atomic_write_bytes(path, data: bytes):
     """Write `data` to `path` atomically: temporary file in the same folder, fsync, rename."""
     directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
                                dir=directory)
     try:

@@ -15,26 +15,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+
+from ..checkpoint import atomic_write_bytes
 
 RESULTS_FILE = "results.json"
-
-
-def atomic_write_bytes(path, data: bytes):
-    """Write `data` to `path` via a temporary file in the same directory and `os.replace`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def config_hash(config: dict) -> str:
