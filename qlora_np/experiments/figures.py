@@ -25,6 +25,12 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path):
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def _slug(text):
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text)
 
@@ -59,9 +65,7 @@ def learning_curves(records, task, methods, path):
     axes[0].set(title=f"{task}: training loss", xlabel="step", ylabel="MSE (noisy targets)")
     axes[1].set(title=f"{task}: test MSE (clean)", xlabel="step")
     axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def fitted_curves(records, task, methods, data, path):
@@ -80,9 +84,7 @@ def fitted_curves(records, task, methods, data, path):
     ax.set(title=f"{task}: fits after fine-tuning (seed 0; test MSE in brackets)", xlabel="x",
            ylabel="y")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def atom_heatmaps(records, task, methods, path):
@@ -100,9 +102,7 @@ def atom_heatmaps(records, task, methods, path):
         ax.set(title=r["method"], xlabel="atom", ylabel="block")
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.suptitle(f"{task}: mean routing weight per block (seed 0, test inputs)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(plt, fig, path)
     return True
 
 
@@ -123,9 +123,7 @@ def atoms_by_task(records, task, method, labels, path):
         ax.set_yticklabels([labels.get(int(i), str(i)) for i in ids] if b == 0 else [],
                            fontsize=6)
     fig.suptitle(f"{task}, {method} (seed {rec['seed']}): atom usage per task", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(plt, fig, path)
     return True
 
 
@@ -146,9 +144,7 @@ def entropy_curves(records, task, methods, path):
     ax.set(title=f"{task}: routing entropy (nats; mean over blocks, test rows)", xlabel="step",
            ylabel="entropy")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(plt, fig, path)
     return True
 
 
@@ -174,9 +170,7 @@ def forgetting(records, task, methods, path):
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"{task}: region test MSE while regions arrive one by one (band: seeds)",
                  fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(plt, fig, path)
     return True
 
 
@@ -195,9 +189,7 @@ def atoms_by_stage(records, task, method, path):
         ax.set_yticks(range(u.shape[1]))
     fig.suptitle(f"{task}, {method} (seed {rec['seed']}): atom usage per region "
                  "(mean over blocks)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save(plt, fig, path)
     return True
 
 
