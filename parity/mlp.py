@@ -141,14 +141,10 @@ def torch_dtype(name):
 def torch_model(case, dtype="float64", device="cpu", params=None):
     """`AdaptedMLP` holding the case's base and adapter parameters (or `params`).
 
-    `AdaptedMLP.from_params` loads non-strictly (a missing adapter tensor would silently keep its
-    random init), so the names are checked here: parity must compare the same weights."""
-    from qlora_np import expected_shapes
+    `AdaptedMLP.from_params` refuses a dict that misses any tensor: parity compares the same
+    weights on both sides."""
     from qlora_torch import AdaptedMLP
     params = case.params if params is None else params
-    missing = sorted(set(expected_shapes(case.config)) - set(params))
-    if missing:
-        raise KeyError(f"torch_model: adapter tensors {missing} missing from the parameters")
     model = AdaptedMLP.from_params(case.config, case.layer_sizes, {**case.base, **params},
                                    dtype=torch_dtype(dtype))
     return model.to(device)

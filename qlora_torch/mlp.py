@@ -86,7 +86,7 @@ class AdaptedMLP(nn.Module):
         """Copy arrays (NumPy or torch) named canonically into the module, checking shapes.
 
         With `strict`, the adapter's trainable names must match `expected_shapes(config)` exactly;
-        `base.*` entries are loaded when present.
+        `base.*` entries are loaded when present. `from_params` also requires every base tensor.
         """
         own = self.canonical_params()
         if strict:
@@ -108,9 +108,15 @@ class AdaptedMLP(nn.Module):
 
     @classmethod
     def from_params(cls, config, layer_sizes, params, dtype=torch.float64):
-        """Build the MLP and load a canonical params dict (base and adapter) into it."""
+        """Build the MLP and load a canonical params dict (base and adapter) into it.
+
+        Every tensor must be given: a missing one would silently keep its random init."""
         model = cls(config, layer_sizes, dtype=dtype)
-        model.load_params(params, strict=False)
+        base_names = {n for n in model.canonical_params() if n.startswith("base.")}
+        missing_base = sorted(base_names - set(params))
+        if missing_base:
+            raise InputError(f"params: missing base tensor(s) {missing_base}")
+        model.load_params(params, strict=True)
         return model
 
     # ----- forward -----

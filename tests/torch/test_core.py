@@ -172,3 +172,15 @@ def test_empty_batch_and_non_finite_inputs():
         model(torch.where(torch.arange(SIZES[0]) == 0, torch.nan, x), e)
     with pytest.raises(InputError, match="instruction: expected finite values"):
         model(x, torch.full_like(e, torch.inf))
+
+
+def test_from_params_refuses_a_missing_tensor():
+    config = np_model.bind_to_mlp(QLoRAConfig(rank=2, n_atoms=3), SIZES)
+    base = init_mlp(SIZES, onp.random.default_rng(0))
+    params = np_model.init_adapter(config, 1)
+    partial = {k: v for k, v in params.items() if k != "summary.init"}
+    with pytest.raises(InputError, match=r"missing \['summary.init'\]"):
+        AdaptedMLP.from_params(config, SIZES, {**base, **partial})
+    no_base = {k: v for k, v in base.items() if k != "base.1.bias"}
+    with pytest.raises(InputError, match=r"missing base tensor\(s\) \['base.1.bias'\]"):
+        AdaptedMLP.from_params(config, SIZES, {**no_base, **params})
