@@ -16,7 +16,6 @@ import os
 import tempfile
 
 import numpy as onp
-from safetensors import SafetensorError
 from safetensors.numpy import load as st_load
 
 from .config import ConfigError, LoraConfig, QLoRAConfig, config_from_dict
@@ -153,7 +152,7 @@ def load_adapter(directory):
         data = f.read()
     try:
         params = st_load(data)
-    except (SafetensorError, Exception) as err:  # truncated or corrupt file
+    except Exception as err:  # SafetensorError or a decoding error: truncated or corrupt file
         raise CheckpointError(f"checkpoint: '{WEIGHTS_FILE}' is unreadable (truncated or "
                               f"corrupt): {err}") from None
     metadata = _safetensors_metadata(data)

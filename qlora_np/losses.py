@@ -6,7 +6,6 @@
 
 import autograd.numpy as np
 import numpy as onp
-from autograd.tracer import getval
 
 
 def mse(pred, target):
@@ -44,7 +43,3 @@ def total_loss(config, pred, target, routing):
         loss = loss + config.balance_weight * balance_loss(routing)
     return loss
 
-
-def to_float(value):
-    """A loss value as a Python float, whether or not it is being traced."""
-    return float(getval(value))

@@ -17,7 +17,8 @@ import os
 import numpy as np
 
 from qlora_np import (LoraConfig, QLoRAConfig, adapted_forward, bind_to_mlp, count_params,
-                      embed_instructions, fit, forward, init_adapter, init_mlp, mlp_forward)
+                      embed_instructions, fit, forward, init_adapter, init_mlp,
+                      matched_lora_rank, mlp_forward)
 
 STEPS = int(os.environ.get("QLORA_TUTORIAL_STEPS", "400"))
 rng = np.random.default_rng(0)
@@ -113,7 +114,6 @@ target = lambda t: mlp_forward(base, t) + np.where(t > 0, 0.5 * np.sin(3 * t), 0
 y_train = target(x_train) + 0.05 * rng.standard_normal(x_train.shape)
 x_test = np.linspace(-2, 2, 200)[:, None]
 
-from qlora_np import matched_lora_rank
 lconfig = bind_to_mlp(LoraConfig(rank=matched_lora_rank(qconfig, qconfig.layer_shapes)), sizes)
 results = {}
 for label, cfg in (("Queryable LoRA", qconfig), (f"LoRA r={lconfig.rank}", lconfig)):
